@@ -1,0 +1,324 @@
+"""The composition root: the only place that knows the adapters.
+
+``build_station`` turns a :class:`~station.config.Config` into a running
+:class:`~station.service.Station` with its devices; ``run_station`` runs it
+and its integrations under one supervisor until cancelled, then leaves the
+plugs in their safe state and closes the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from station.authorization import Policy
+from station.bay import BayController
+from station.charging import ChargeParams, ChargeSession, ChargeState
+from station.clock import Clock, SystemClock
+from station.config import BaySection, Config
+from station.errors import IntegrationError, StorageError
+from station.ports import CardReader, Plug, ReleaseActuator
+from station.service import Station
+from station.store.roster import RosterStore
+from station.store.state import StateStore
+from station.supervisor import Service, Supervisor, supervise
+from station.tariff import Tariff
+from station.taps import TapGate
+from station.walltime import WallClock
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return str(uuid.uuid4())
+
+
+def ntp_synced() -> bool:
+    """systemd-timesyncd (and chrony with the same hook) touch this file once synced."""
+    return Path("/run/systemd/timesync/synchronized").exists()
+
+
+def charge_params(config: Config) -> ChargeParams:
+    p = config.policy
+    return ChargeParams(threshold_w=p.charging_threshold_w, standby_w=p.standby_w,
+                        complete_after_s=p.complete_after_min * 60, switch_off_when_complete=p.switch_off_when_complete,
+                        overcurrent_a=p.overcurrent_a, plug_in_alert_s=p.plug_in_alert_min * 60)
+
+
+def policy_of(config: Config) -> Policy:
+    p = config.policy
+    return Policy(early_grace=timedelta(minutes=p.early_grace_min), late_grace=timedelta(minutes=p.late_grace_min),
+                  walk_up=p.walk_up, walk_up_horizon=timedelta(minutes=p.walk_up_horizon_min))
+
+
+def make_plug(bay: BaySection, clock: Clock) -> Plug:
+    if bay.plug.transport == "simulated":
+        from integrations.simulated import SimulatedPlug
+
+        return SimulatedPlug(clock)
+    from integrations.modbus import ModbusPlug, load_profile
+
+    return ModbusPlug(bay.plug, load_profile(bay.plug.profile), bay=bay.id)
+
+
+def make_release(bay: BaySection, clock: Clock, extras: dict[str, Any]) -> ReleaseActuator:
+    kind = bay.release.kind
+    if kind == "simulated":
+        from integrations.simulated import SimulatedRelease
+
+        return SimulatedRelease()
+    if kind == "modbus_coil":
+        from integrations.modbus import ModbusReleaseActuator
+
+        return ModbusReleaseActuator(bay.release, clock=clock, bay=bay.id)
+    if kind == "homeassistant":
+        from integrations.homeassistant import HomeAssistantReleaseActuator
+
+        return HomeAssistantReleaseActuator(extras["config"].homeassistant, bay.release)
+    from integrations.mqtt import MqttReleaseActuator
+
+    return MqttReleaseActuator(extras["config"].mqtt, bay.release, station_id=extras["config"].station.id)
+
+
+def make_reader(config: Config) -> CardReader:
+    if config.reader.device == "simulated":
+        from integrations.simulated import SimulatedReader
+
+        return SimulatedReader()
+    from integrations.nfc import NfcReader
+
+    return NfcReader(config.reader)
+
+
+@dataclass(slots=True)
+class Devices:
+    """Adapters handed to the station; tests and the demo pass their own."""
+
+    plugs: dict[str, Plug] = field(default_factory=dict)
+    releases: dict[str, ReleaseActuator] = field(default_factory=dict)
+    reader: CardReader | None = None
+
+
+def _keys(entries: list[Any]) -> dict[str, bytes]:
+    return {k.key_id: base64.b64decode(k.public_key) for k in entries}
+
+
+def prepare_data_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise StorageError(f"data_dir {path}: not usable: {err.strerror or err}") from None
+
+
+def build_station(config: Config, *, clock: Clock | None = None, devices: Devices | None = None,
+                  boot: str | None = None, ntp: Callable[[], bool] = ntp_synced, process_pool: Any = None) -> Station:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    base_clock = clock or SystemClock()
+    wall = WallClock(base_clock, policy=config.station.trust_system_clock, ntp_synced=ntp)
+    devices = devices or Devices()
+    prepare_data_dir(config.data_dir)
+    store = StateStore(config.data_dir / "station.db", station_id=config.station.id, boot_id=boot or boot_id(),
+                       clock=wall, wall_trusted=lambda: wall.trusted)
+    roster = RosterStore(config.data_dir)
+    saved = store.bays()
+    params = charge_params(config)
+    bays = []
+    for section in config.bays:
+        row = saved.get(section.id)
+        session = ChargeSession(params=params)
+        if row is not None:
+            session.state = ChargeState(row.charge_state)
+            session.lifetime_wh = row.lifetime_wh
+            if session.state is ChargeState.FAULT:
+                session.state = ChargeState.IDLE
+            if session.state is ChargeState.CHARGING:
+                session.state = ChargeState.WAITING  # a session cut by a restart: wait for power again
+                session.alerted_not_plugged = True
+        plug = devices.plugs.get(section.id) or make_plug(section, wall)
+        release = devices.releases.get(section.id) or make_release(section, wall, {"config": config})
+        bays.append(BayController(
+            bay=section.id, home_vehicle=section.vehicle, plug=plug, release=release, session=session, store=store,
+            clock=wall, poll_interval=section.plug.poll_interval_s,
+            vehicle=row.vehicle if row is not None else section.vehicle,
+        ))
+    reader = devices.reader if devices.reader is not None else make_reader(config)
+    gate = TapGate(config.reader.debounce_s, config.policy.unknown_card_limit_per_min, config.policy.lockout_s, wall)
+    t = config.tariff
+    return Station(
+        station_id=config.station.id, name=config.station.name, data_dir=config.data_dir, store=store, roster=roster,
+        clock=wall, bays=bays, reader=reader, gate=gate, policy=policy_of(config),
+        tariff=Tariff(free_minutes=t.free_minutes, step_minutes=t.step_minutes, step_cents=t.step_cents,
+                      currency=t.currency),
+        card_key=config.central.card_key.encode(),
+        issuer_keys={k.key_id: Ed25519PublicKey.from_public_bytes(base64.b64decode(k.public_key))
+                     for k in config.central.issuer_keys},
+        document_keys=_keys(config.central.keys),
+        roster_warning=timedelta(hours=config.policy.roster_expiry_warning_h),
+        process_pool=process_pool,
+    )
+
+
+async def housekeeping(station: Station, clock: Clock) -> None:
+    """Hourly: prune acknowledged events past retention; keep state fresh."""
+    while True:
+        await clock.sleep(3600)
+        station.store.prune(timedelta(days=30))
+        station.roster.refresh()
+
+
+def integration_services(config: Config, station: Station, clock: Clock) -> list[Service]:
+    services: list[Service] = []
+    from integrations.api import ApiServer
+
+    api = ApiServer(station, config.api, version=station.snapshot().version)
+    station.api_server = api  # type: ignore[attr-defined]
+    services.append(Service(name="api", run=api.run))
+    if config.mqtt is not None:
+        from integrations.mqtt import MqttBridge
+
+        bridge = MqttBridge(config.mqtt, station, clock=clock, station_id=config.station.id)
+        services.append(Service(name="mqtt", run=bridge.run))
+    if config.homeassistant is not None:
+        from integrations.homeassistant import homeassistant_services
+
+        services.extend(Service(name=n, run=r) for n, r in homeassistant_services(config, station, clock))
+    return services
+
+
+async def run_station(station: Station, config: Config, *, extra: list[Service] | None = None,
+                      integrations: bool = True) -> None:
+    clock = station.clock
+    supervisor = Supervisor(clock, on_failure=lambda name, err, n: _failed(station, name, err))
+    services = [Service(name="reader", run=station.run_reader)]
+    services += [Service(name=f"bay-{b.bay}", run=b.run) for b in station.bays.values()]
+    services.append(Service(name="housekeeping", run=lambda: housekeeping(station, clock)))
+    if integrations:
+        services += integration_services(config, station, clock)
+    services += extra or []
+    try:
+        await supervise(supervisor, services)
+    finally:
+        await shutdown(station)
+
+
+def _failed(station: Station, name: str, err: BaseException) -> None:
+    if name == "reader":
+        station.reader_failed(err)
+
+
+async def shutdown(station: Station) -> None:
+    """Plugs to their safe state (off), journal the stop, close the files."""
+    for bay in station.bays.values():
+        try:
+            await asyncio.wait_for(bay.plug.switch(False), timeout=3)
+        except (IntegrationError, TimeoutError) as err:
+            _LOGGER.warning("bay %s: could not switch the plug off at shutdown: %s", bay.bay, err)
+        except Exception as err:  # noqa: BLE001 - shutdown must finish
+            _LOGGER.warning("bay %s: plug off at shutdown failed: %s", bay.bay, err)
+        try:
+            await bay.plug.close()
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        with station.store.transaction() as tx:
+            tx.append("station.stopped", data={"pid": os.getpid()})
+            for bay in station.bays.values():
+                bay.persist(tx)
+    except StorageError as err:
+        _LOGGER.warning("could not journal the stop: %s", err)
+    station.store.close()
+    station.roster.close()
+
+
+# -- the demo ------------------------------------------------------------------------
+
+
+async def run_scenario(data_dir: Path, out: Callable[[str], None] = print) -> bool:
+    """Play the scripted pilot day on simulated devices and a manual clock."""
+    import shutil
+    from datetime import UTC, datetime
+
+    from integrations.simulated import SimulatedPlug, SimulatedReader, SimulatedRelease
+    from station.clock import ManualClock
+    from station.demo import demo_config
+    from station.scenario import Scenario
+
+    folder = data_dir / "scenario"
+    shutil.rmtree(folder, ignore_errors=True)
+    clock = ManualClock(datetime(2026, 6, 1, 7, 0, tzinfo=UTC))
+    config = demo_config(folder, plug={"transport": "simulated", "poll_interval_s": 5.0})
+    plugs = {b.id: SimulatedPlug(clock) for b in config.bays}
+    releases = {b.id: SimulatedRelease() for b in config.bays}
+    reader = SimulatedReader()
+    station = build_station(config, clock=clock, boot="scenario-boot",
+                            devices=Devices(plugs=dict(plugs), releases=dict(releases), reader=reader))
+    try:
+        return await Scenario(station, clock, reader, plugs, releases, out=out).play()
+    finally:
+        station.store.close()
+        station.roster.close()
+
+
+def tap_card(reader: str, uid_hex: str, credential: str | None, *, hold_s: float = 0.5) -> int:
+    from integrations.nfc.tap import tap
+
+    return tap(reader, uid_hex, credential, hold_s=hold_s)
+
+
+async def run_demo(args: Any) -> None:
+    """``borne demo``: real pymodbus simulators on loopback, nfcpy's emulated
+    reader, SQLite in a data folder, the API, MQTT if a broker is given."""
+    import hashlib
+    import secrets
+    import shutil
+
+    from integrations.modbus.simulator import PlugSimulator
+    from station.demo import CARDS, UNKNOWN, demo_config, describe, reservations_document, roster_document
+
+    data = Path(args.data)
+    if args.fresh:
+        shutil.rmtree(data, ignore_errors=True)
+    token = args.token or secrets.token_urlsafe(18)
+    plug = {"transport": "tcp", "host": "127.0.0.1", "port": args.plug_port, "profile": "simulator",
+            "poll_interval_s": 1.0, "timeout_s": 1.0}
+    config = demo_config(data.resolve(), port=args.port, token_sha256=hashlib.sha256(token.encode()).hexdigest(),
+                         mqtt=args.mqtt, plug=plug, reader=f"udp:127.0.0.1:{args.reader_port}")
+    simulators = [PlugSimulator(port=args.plug_port + i, speed=args.speed) for i in range(len(config.bays))]
+    for sim in simulators:
+        await sim.start()
+        sim.plug_in(soc=0.4)
+    try:
+        station = build_station(config)
+        station.subscribe(lambda e: (line := describe(e)) and print(f"{e['at'][11:19]} {line}", flush=True))
+        now = station.clock.now()
+        if (station.roster.info is None):
+            await station.apply_document(roster_document(now), expected_type="roster")
+        if station.store.document("reservations") is None:
+            await station.apply_document(reservations_document(now), expected_type="reservations")
+        print(f"borne demo: station {config.station.id} with {len(config.bays)} bays; data in {data}")
+        print(f"  API      http://127.0.0.1:{args.port}/v1/status   token: {token}")
+        print(f"  reader   nfcpy emulation on udp:127.0.0.1:{args.reader_port}")
+        print(f"  plugs    Modbus TCP simulators on 127.0.0.1:{args.plug_port}..{args.plug_port + len(simulators) - 1}")
+        print("  try      borne tap " + "   |   borne tap ".join([CARDS['alice'] + " (alice, reserved)",
+                                                                     CARDS['bob'] + " (bob, walk-up)",
+                                                                     UNKNOWN + " (unknown)"]))
+        print("  stop     Ctrl-C", flush=True)
+        await run_station(station, config)
+    finally:
+        for sim in simulators:
+            await sim.stop()

@@ -1,0 +1,1 @@
+"""SQLite storage: the durable journal with its projections, and the roster."""
