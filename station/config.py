@@ -7,6 +7,8 @@ key path and what was expected, on one line.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from pathlib import Path
@@ -123,8 +125,19 @@ class ApiSection(_Model):
 
 
 class KeyEntry(_Model):
-    key_id: str
+    key_id: str = Field(min_length=1, max_length=64)
     public_key: str = Field(description="Ed25519 public key, base64 of the 32 raw bytes")
+
+    @field_validator("public_key")
+    @classmethod
+    def _ed25519(cls, value: str) -> str:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not base64") from None
+        if len(raw) != 32:
+            raise ValueError(f"an Ed25519 public key has 32 bytes, this one {len(raw)}")
+        return value
 
 
 class CentralSection(_Model):
