@@ -210,10 +210,19 @@ async def run_station(station: Station, config: Config, *, extra: list[Service] 
     if integrations:
         services += integration_services(config, station, clock)
     services += extra or []
+    # Large rosters are parsed and written in a worker process, so that taps never
+    # wait behind a 200 MB JSON parse holding the interpreter (created lazily).
+    pool = station._pool
+    if pool is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = station._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     try:
         await supervise(supervisor, services)
     finally:
         await shutdown(station)
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _failed(station: Station, name: str, err: BaseException) -> None:

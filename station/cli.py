@@ -102,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cards_main([first, *rest])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # pymodbus logs every timeout at ERROR; our adapter already says it once at WARNING.
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if args.log_level == "DEBUG" else logging.CRITICAL)
     try:
         return _dispatch(args)
     except (ConfigError, StorageError) as err:
