@@ -1,6 +1,6 @@
 """Optional: the adapter against a real plug (python-kasa's ``--ip`` idea).
 
-    BORNE_TEST_PLUG_PROFILE=shelly-pro-4pm \\
+    BORNE_TEST_PLUG_PROFILE=netio-powercable-modbus-101x \\
         pytest tests/integrations/modbus/test_modbus_hardware.py --plug 192.168.1.50[:502]
 
 Reads only, unless ``BORNE_TEST_PLUG_SWITCH=1`` (it then toggles the relay

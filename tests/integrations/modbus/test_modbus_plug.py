@@ -102,8 +102,8 @@ async def test_exception_codes_4_5_6_10_11_are_transient(plug: ModbusPlug, sim: 
 
 async def test_illegal_address_names_bay_and_register(sim: PlugSimulator, make_plug: Callable[..., ModbusPlug]) -> None:
     # A profile pointing at a register the device does not have: exception 2.
-    plug = make_plug(sim.port, profile="shelly-pro-4pm")
-    with pytest.raises(PermanentIntegrationError, match=r"bay 7 plug: read relay coil 100 \(0x0064\) unit 1: exception 2"):
+    plug = make_plug(sim.port, profile="netio-powercable-modbus-101x")
+    with pytest.raises(PermanentIntegrationError, match=r"bay 7 plug: read relay coil 101 \(0x0065\) unit 1: exception 2"):
         await plug.read()
 
 
