@@ -93,15 +93,26 @@ def authorize(
 
     # 1. An open trip of this member ends here, whatever else is true.
     for trip in situation.open_trips:
-        if trip.member_id == mid and (only_vehicle is None or trip.vehicle == only_vehicle):
+        if (
+            trip.member_id == mid
+            and (only_vehicle is None or trip.vehicle == only_vehicle)
+            and (only_reservation is None or trip.reservation_id == only_reservation)
+        ):
+            bay = trip.bay
+            if any(b.bay == bay and b.vehicle not in (None, trip.vehicle) for b in situation.bays):
+                # Its bay was taken meanwhile (a one-way arrival): end at a free one if any.
+                bay = next((b.bay for b in situation.bays if b.vehicle is None), bay)
             return Decision(
                 reason=Reason.TRIP_ENDED,
                 member_id=mid,
                 reservation_id=trip.reservation_id,
-                bay=trip.bay,
+                bay=bay,
                 vehicle=trip.vehicle,
                 trip_id=trip.trip_id,
             )
+    # A remote unlock narrowed to another car or booking neither ends that trip (its car
+    # is not back) nor releases a second car: one open trip per member.
+    out = next((t for t in situation.open_trips if t.member_id == mid), None)
 
     confirmed = [
         r
@@ -118,6 +129,8 @@ def authorize(
             continue
         if _parked(situation, res.vehicle):
             continue  # already here
+        if any(t.vehicle == res.vehicle for t in situation.open_trips):
+            continue  # out on a trip from here: it cannot be arriving as another trip's second half
         in_time = not situation.clock_trusted or (
             res.start - policy.early_grace <= situation.now <= res.end + ARRIVAL_SLACK
         )
@@ -133,6 +146,9 @@ def authorize(
             )
 
     # 3. Everything below releases a car: the station must be able to decide.
+    if out is not None:
+        return Decision(reason=Reason.VEHICLE_OUT, member_id=mid, vehicle=out.vehicle, trip_id=out.trip_id,
+                        detail="the member's open trip has not ended")
     if situation.mode is Mode.OUT_OF_SERVICE:
         return Decision(reason=Reason.OUT_OF_SERVICE, member_id=mid)
     if situation.mode is Mode.MAINTENANCE:

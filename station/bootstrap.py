@@ -24,7 +24,8 @@ from station.bay import BayController
 from station.charging import ChargeParams, ChargeSession, ChargeState
 from station.clock import Clock, SystemClock
 from station.config import BaySection, Config
-from station.errors import IntegrationError, StorageError
+from station.credentials import load_issuer_keys
+from station.errors import ConfigError, IntegrationError, StorageError, TransientIntegrationError
 from station.ports import CardReader, Plug, ReleaseActuator
 from station.service import Station
 from station.store.roster import RosterStore
@@ -72,7 +73,38 @@ def make_plug(bay: BaySection, clock: Clock) -> Plug:
     return ModbusPlug(bay.plug, load_profile(bay.plug.profile), bay=bay.id)
 
 
-def make_release(bay: BaySection, clock: Clock, extras: dict[str, Any]) -> ReleaseActuator:
+class _BridgeSlot:
+    """Forwards MQTT commands to the bridge, which can only be built once the
+    station exists (it needs the station for its commands)."""
+
+    def __init__(self) -> None:
+        self.bridge: Any = None
+
+    async def publish_command(self, topic: str, payload: str, *, qos: int = 1) -> None:
+        if self.bridge is None:
+            raise TransientIntegrationError("MQTT bridge not started")
+        await self.bridge.publish_command(topic, payload, qos=qos)
+
+
+@dataclass(slots=True)
+class Shared:
+    """Connections shared by several adapters, made once per station."""
+
+    config: Config
+    mqtt: _BridgeSlot = field(default_factory=_BridgeSlot)
+    ha_client: Any = None
+
+    def homeassistant(self) -> Any:
+        if self.ha_client is None:
+            from integrations.homeassistant import HomeAssistantClient
+
+            if self.config.homeassistant is None:
+                raise ConfigError("a bay's release.kind is homeassistant but the config has no homeassistant section")
+            self.ha_client = HomeAssistantClient.from_config(self.config.homeassistant)
+        return self.ha_client
+
+
+def make_release(bay: BaySection, clock: Clock, shared: Shared) -> ReleaseActuator:
     kind = bay.release.kind
     if kind == "simulated":
         from integrations.simulated import SimulatedRelease
@@ -85,20 +117,24 @@ def make_release(bay: BaySection, clock: Clock, extras: dict[str, Any]) -> Relea
     if kind == "homeassistant":
         from integrations.homeassistant import HomeAssistantReleaseActuator
 
-        return HomeAssistantReleaseActuator(extras["config"].homeassistant, bay.release)
+        return HomeAssistantReleaseActuator.from_config(shared.homeassistant(), bay.release)
     from integrations.mqtt import MqttReleaseActuator
 
-    return MqttReleaseActuator(extras["config"].mqtt, bay.release, station_id=extras["config"].station.id)
+    if shared.config.mqtt is None:
+        raise ConfigError(f"bays[{bay.id}].release: kind mqtt needs an mqtt section")
+    if not bay.release.topic:
+        raise ConfigError(f"bays[{bay.id}].release: kind mqtt needs 'topic'")
+    return MqttReleaseActuator(shared.mqtt, topic=bay.release.topic, payload=bay.release.payload)
 
 
-def make_reader(config: Config) -> CardReader:
+def make_reader(config: Config, clock: Clock) -> CardReader:
     if config.reader.device == "simulated":
         from integrations.simulated import SimulatedReader
 
         return SimulatedReader()
     from integrations.nfc import NfcReader
 
-    return NfcReader(config.reader)
+    return NfcReader(config.reader, clock=clock)
 
 
 @dataclass(slots=True)
@@ -108,6 +144,7 @@ class Devices:
     plugs: dict[str, Plug] = field(default_factory=dict)
     releases: dict[str, ReleaseActuator] = field(default_factory=dict)
     reader: CardReader | None = None
+    shared: Shared | None = None
 
 
 def _keys(entries: list[Any]) -> dict[str, bytes]:
@@ -126,8 +163,6 @@ def prepare_data_dir(path: Path) -> None:
 
 def build_station(config: Config, *, clock: Clock | None = None, devices: Devices | None = None,
                   boot: str | None = None, ntp: Callable[[], bool] = ntp_synced, process_pool: Any = None) -> Station:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     base_clock = clock or SystemClock()
     wall = WallClock(base_clock, policy=config.station.trust_system_clock, ntp_synced=ntp)
     devices = devices or Devices()
@@ -135,6 +170,7 @@ def build_station(config: Config, *, clock: Clock | None = None, devices: Device
     store = StateStore(config.data_dir / "station.db", station_id=config.station.id, boot_id=boot or boot_id(),
                        clock=wall, wall_trusted=lambda: wall.trusted)
     roster = RosterStore(config.data_dir)
+    shared = devices.shared = devices.shared or Shared(config)
     saved = store.bays()
     params = charge_params(config)
     bays = []
@@ -150,27 +186,28 @@ def build_station(config: Config, *, clock: Clock | None = None, devices: Device
                 session.state = ChargeState.WAITING  # a session cut by a restart: wait for power again
                 session.alerted_not_plugged = True
         plug = devices.plugs.get(section.id) or make_plug(section, wall)
-        release = devices.releases.get(section.id) or make_release(section, wall, {"config": config})
+        release = devices.releases.get(section.id) or make_release(section, wall, shared)
         bays.append(BayController(
             bay=section.id, home_vehicle=section.vehicle, plug=plug, release=release, session=session, store=store,
             clock=wall, poll_interval=section.plug.poll_interval_s,
             vehicle=row.vehicle if row is not None else section.vehicle,
         ))
-    reader = devices.reader if devices.reader is not None else make_reader(config)
+    reader = devices.reader if devices.reader is not None else make_reader(config, wall)
     gate = TapGate(config.reader.debounce_s, config.policy.unknown_card_limit_per_min, config.policy.lockout_s, wall)
     t = config.tariff
-    return Station(
+    station = Station(
         station_id=config.station.id, name=config.station.name, data_dir=config.data_dir, store=store, roster=roster,
         clock=wall, bays=bays, reader=reader, gate=gate, policy=policy_of(config),
         tariff=Tariff(free_minutes=t.free_minutes, step_minutes=t.step_minutes, step_cents=t.step_cents,
                       currency=t.currency),
         card_key=config.central.card_key.encode(),
-        issuer_keys={k.key_id: Ed25519PublicKey.from_public_bytes(base64.b64decode(k.public_key))
-                     for k in config.central.issuer_keys},
+        issuer_keys=load_issuer_keys(config.central.issuer_keys),
         document_keys=_keys(config.central.keys),
         roster_warning=timedelta(hours=config.policy.roster_expiry_warning_h),
         process_pool=process_pool,
     )
+    station.shared = shared
+    return station
 
 
 async def housekeeping(station: Station, clock: Clock) -> None:
@@ -181,34 +218,42 @@ async def housekeeping(station: Station, clock: Clock) -> None:
         station.roster.refresh()
 
 
-def integration_services(config: Config, station: Station, clock: Clock) -> list[Service]:
+def integration_services(config: Config, station: Station, clock: Clock, shared: Shared) -> list[Service]:
     services: list[Service] = []
     from integrations.api import ApiServer
 
     api = ApiServer(station, config.api, version=station.snapshot().version)
-    station.api_server = api  # type: ignore[attr-defined]
+    station.api_server = api
     services.append(Service(name="api", run=api.run))
     if config.mqtt is not None:
         from integrations.mqtt import MqttBridge
 
-        bridge = MqttBridge(config.mqtt, station, clock=clock, station_id=config.station.id)
+        bridge = MqttBridge(config.mqtt, station, clock, config.station.id)
+        shared.mqtt.bridge = bridge
         services.append(Service(name="mqtt", run=bridge.run))
     if config.homeassistant is not None:
-        from integrations.homeassistant import homeassistant_services
+        from integrations.homeassistant import HomeAssistantLockWatcher, HomeAssistantNotifier
 
-        services.extend(Service(name=n, run=r) for n, r in homeassistant_services(config, station, clock))
+        client = shared.homeassistant()
+        if config.homeassistant.notify:
+            notifier = HomeAssistantNotifier(client, station, clock, config.station.id)
+            services.append(Service(name="ha-notifier", run=notifier.run))
+        locks = {b.release.lock_entity_id: b.vehicle for b in config.bays if b.release.lock_entity_id}
+        if locks:
+            watcher = HomeAssistantLockWatcher(client, station, clock, locks)
+            services.append(Service(name="ha-locks", run=watcher.run))
     return services
 
 
 async def run_station(station: Station, config: Config, *, extra: list[Service] | None = None,
-                      integrations: bool = True) -> None:
+                      integrations: bool = True, shared: Shared | None = None) -> None:
     clock = station.clock
     supervisor = Supervisor(clock, on_failure=lambda name, err, n: _failed(station, name, err))
     services = [Service(name="reader", run=station.run_reader)]
     services += [Service(name=f"bay-{b.bay}", run=b.run) for b in station.bays.values()]
     services.append(Service(name="housekeeping", run=lambda: housekeeping(station, clock)))
     if integrations:
-        services += integration_services(config, station, clock)
+        services += integration_services(config, station, clock, shared or station.shared)
     services += extra or []
     # Large rosters are parsed and written in a worker process, so that taps never
     # wait behind a 200 MB JSON parse holding the interpreter (created lazily).
@@ -223,6 +268,9 @@ async def run_station(station: Station, config: Config, *, extra: list[Service] 
     finally:
         await shutdown(station)
         pool.shutdown(wait=False, cancel_futures=True)
+        ha = (shared or station.shared).ha_client
+        if ha is not None:
+            await ha.close()
 
 
 def _failed(station: Station, name: str, err: BaseException) -> None:

@@ -80,6 +80,11 @@ class ChargeSession:
         self.state = state
         self.since = now
         self.below_since = None
+        if state is not ChargeState.FAULT:
+            # Leaving a fault by any way (recovery, retry or a command) forgets it, so a
+            # stuck relay seen again later is reported again.
+            self.fault_kind = None
+            self.retry_at = None
 
     def car_returned(self, now: float) -> Step:
         """A trip ended here: power the socket and expect the car to charge."""
@@ -97,6 +102,8 @@ class ChargeSession:
     def charger(self, on: bool, now: float) -> Step:
         """A maintainer's switch. On: expect a car; off: stop (closing a session)."""
         if on:
+            if self.state is ChargeState.CHARGING:
+                return Step(relay=True)  # already on and charging: keep the session
             self.fault_kind = None
             self.fault_count = 0
             self.retry_at = None
@@ -114,6 +121,8 @@ class ChargeSession:
         if current is None and reading.voltage_v:
             current = reading.power_w / reading.voltage_v
         if reading.relay_on and current is not None and current > self.params.overcurrent_a:
+            if self.state is ChargeState.FAULT and self.fault_kind == "overcurrent":
+                return Step(relay=False)  # the same fault, the relay has not opened yet
             return self._fault("overcurrent", now, {"current_a": round(current, 2)}, relay=False)
         if not reading.relay_on and reading.power_w > self.params.standby_w:
             if self.fault_kind != "stuck_relay":

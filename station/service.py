@@ -78,6 +78,8 @@ class Station:
         self._doc_lock = asyncio.Lock()  # one document apply at a time
         self._listeners_state: list[Callable[[], None]] = []
         self.reader_fault: str | None = None
+        self.shared: Any = None  # connections the composition root shares between adapters
+        self.api_server: Any = None
         self.last_sync: datetime | None = None
         mode = store.get_meta("mode")
         self.mode = Mode(mode) if mode else Mode.NORMAL
@@ -197,9 +199,7 @@ class Station:
         if card is None:
             reason = credential.error or Reason.UNKNOWN_CARD
             return Decision(reason=reason, detail=credential.detail if credential.error else "")
-        refusal = check_card(credential, card.kind, card.serial)
-        if refusal is None and credential.signed is not None and credential.signed.member_id != card.member_id:
-            refusal = Reason.INVALID_CREDENTIAL
+        refusal = check_card(credential, card.kind, card.serial, roster_member_id=card.member_id)
         if refusal is not None:
             return Decision(reason=refusal, member_id=card.member_id, detail=credential.detail)
         member = self.roster.member(card.member_id)
