@@ -15,7 +15,7 @@ from typing import Any
 
 from station.charging import ChargeEvent, ChargeSession, ChargeState, Step
 from station.clock import Clock
-from station.errors import IntegrationError, PermanentIntegrationError, TransientIntegrationError
+from station.errors import IntegrationError, PermanentIntegrationError, RelayMismatch
 from station.model import BaySnapshot, PlugReading
 from station.ports import Plug, ReleaseActuator
 from station.store.state import StateStore
@@ -97,8 +97,18 @@ class BayController:
         state = await self.plug.switch(on)
         self.relay_on = state
         if state != on:
-            raise TransientIntegrationError(f"bay {self.bay}: relay reads {'on' if state else 'off'} after switching {'on' if on else 'off'}")
+            raise RelayMismatch(f"bay {self.bay}: relay reads {'on' if state else 'off'} after switching "
+                                f"{'on' if on else 'off'}", wanted=on, read=state)
         return state
+
+    def switch_failed(self, err: IntegrationError) -> None:
+        """A switch that did not take: a stuck relay (the plug answered) or a lost plug."""
+        if isinstance(err, RelayMismatch):
+            self.relay_on = err.read
+            self.record(self.session.relay_stuck(err.wanted, err.read, self.clock.monotonic()))
+            self._on_change()
+        else:
+            self._lost(err)
 
     async def apply(self, step: Step) -> None:
         self.record(step)
@@ -106,8 +116,8 @@ class BayController:
             try:
                 await self.switch(step.relay)
             except IntegrationError as err:
-                _LOGGER.warning("bay %s: cannot switch relay %s: %s", self.bay, "on" if step.relay else "off", err)
-                self._lost(err)
+                _LOGGER.debug("bay %s: cannot switch relay %s: %s", self.bay, "on" if step.relay else "off", err)
+                self.switch_failed(err)
         self._on_change()
 
     # -- polling ----------------------------------------------------------------
@@ -122,11 +132,19 @@ class BayController:
             self._on_change()
 
     async def _regained(self) -> None:
+        """The plug answers again: drive it first; only then is it recovered.
+        Raises IntegrationError (other than a stuck relay) if it cannot be driven."""
+        stuck: RelayMismatch | None = None
+        try:
+            await self.drive_expected()
+        except RelayMismatch as err:
+            stuck = err  # reachable, but its relay does not obey: a fault of its own
         self.reachable = True
         self.fault_detail = None
         with self.store.transaction() as tx:
             tx.append("plug.recovered", bay=self.bay, vehicle=self.vehicle, data={"kind": "reachable"})
-        await self.drive_expected()
+        if stuck is not None:
+            self.switch_failed(stuck)
         self._on_change()
 
     async def drive_expected(self) -> None:
@@ -142,7 +160,7 @@ class BayController:
         try:
             await self.drive_expected()
         except IntegrationError as err:
-            self._lost(err)
+            self.switch_failed(err)
         while True:
             try:
                 reading = await self.plug.read()
@@ -161,8 +179,9 @@ class BayController:
                 try:
                     await self._regained()
                 except IntegrationError as err:
-                    self.reachable = True
-                    self._lost(err)
+                    self._lost(err)  # still unusable: already journaled once, back off
+                    await self.clock.sleep(retry)
+                    retry = min(retry * 2, MAX_RETRY_S)
                     continue
             step = self.session.step(reading, self.clock.monotonic())
             await self.apply(step)

@@ -74,6 +74,7 @@ class ChargeSession:
     fault_kind: str | None = None
     fault_count: int = 0
     retry_at: float | None = None
+    stuck_wanted: bool | None = None  # a relay stuck against this command
 
     # -- commands -------------------------------------------------------
     def _enter(self, state: ChargeState, now: float) -> None:
@@ -85,6 +86,7 @@ class ChargeSession:
             # stuck relay seen again later is reported again.
             self.fault_kind = None
             self.retry_at = None
+            self.stuck_wanted = None
 
     def car_returned(self, now: float) -> Step:
         """A trip ended here: power the socket and expect the car to charge."""
@@ -113,6 +115,18 @@ class ChargeSession:
         events = self._close_session(now, reason="switched_off")
         self._enter(ChargeState.IDLE, now)
         return Step(events=events, relay=False)
+
+    def relay_stuck(self, wanted: bool, read: bool, now: float) -> Step:
+        """The relay reads ``read`` after being commanded ``wanted``: a
+        stuck-relay fault, reported once; the command is retried now and then."""
+        if self.state is ChargeState.FAULT and self.fault_kind == "stuck_relay":
+            self.retry_at = now + 2 * self.params.retry_after_s
+            return Step()
+        step = self._fault("stuck_relay", now, {"wanted": "on" if wanted else "off", "read": "on" if read else "off"},
+                           relay=None)
+        self.stuck_wanted = wanted
+        self.retry_at = now + 2 * self.params.retry_after_s
+        return step
 
     # -- readings -------------------------------------------------------
     def step(self, reading: PlugReading, now: float) -> Step:
@@ -191,7 +205,7 @@ class ChargeSession:
             ),
         )
 
-    def _fault(self, kind: str, now: float, data: dict[str, Any], *, relay: bool) -> Step:
+    def _fault(self, kind: str, now: float, data: dict[str, Any], *, relay: bool | None) -> Step:
         events = list(self._close_session(now, reason=kind))
         self.fault_kind = kind
         self.fault_count += 1
@@ -213,11 +227,17 @@ class ChargeSession:
 
     def _in_fault(self, reading: PlugReading, now: float) -> Step:
         if self.fault_kind == "stuck_relay":
-            # Recovered once the relay is off and nothing flows.
-            if not reading.relay_on and reading.power_w <= self.params.standby_w:
-                self.fault_kind = None
-                self._enter(ChargeState.IDLE, now)
+            wanted = self.stuck_wanted
+            if wanted:  # stuck open: recovered once it closes
+                recovered = reading.relay_on
+            else:  # stuck closed, or power while open: recovered once off and nothing flows
+                recovered = not reading.relay_on and reading.power_w <= self.params.standby_w
+            if recovered:
+                self._enter(ChargeState.WAITING if wanted else ChargeState.IDLE, now)
                 return Step(events=(ChargeEvent(type="plug.recovered", data={"kind": "stuck_relay"}),))
+            if self.retry_at is not None and now >= self.retry_at:
+                self.retry_at = now + 2 * self.params.retry_after_s
+                return Step(relay=bool(wanted))
             return Step()
         if self.retry_at is not None and now >= self.retry_at:
             self.retry_at = None

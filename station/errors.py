@@ -49,5 +49,15 @@ class TransientIntegrationError(IntegrationError):
     """Worth retrying with back-off: timeout, disconnect, busy device."""
 
 
+class RelayMismatch(TransientIntegrationError):
+    """The plug answered, but its relay reads back otherwise than commanded
+    (welded contacts, a relay that ignores writes)."""
+
+    def __init__(self, message: str, *, wanted: bool, read: bool) -> None:
+        super().__init__(message)
+        self.wanted = wanted
+        self.read = read
+
+
 class PermanentIntegrationError(IntegrationError):
     """Retrying will not help: wrong profile, illegal address, bad data type."""

@@ -264,6 +264,7 @@ class Station:
         try:
             await bay.switch(False)
         except IntegrationError as err:
+            bay.switch_failed(err)
             loaded = bay.last is None or bay.last.power_w > bay.session.params.standby_w or not bay.reachable
             if loaded:
                 return self._cancel(decision, bay, f"plug could not be switched off: {err}")
@@ -279,7 +280,8 @@ class Station:
     def _cancel(self, decision: Decision, bay: BayController, why: str) -> Decision:
         _LOGGER.warning("trip %s cancelled: %s", decision.trip_id, why)
         bay.vehicle = decision.vehicle
-        bay.session.charger(False, self.clock.monotonic())
+        if bay.session.state is not ChargeState.FAULT:
+            bay.session.charger(False, self.clock.monotonic())
         with self.store.transaction() as tx:
             event = tx.append("trip.cancelled", bay=bay.bay, vehicle=decision.vehicle, member_id=decision.member_id,
                               trip_id=decision.trip_id, reservation_id=decision.reservation_id,
@@ -338,7 +340,7 @@ class Station:
         try:
             await bay.switch(bool(step.relay))
         except IntegrationError as err:
-            bay._lost(err)
+            bay.switch_failed(err)
         return decision
 
     # -- other ways in ------------------------------------------------------------------
@@ -421,7 +423,7 @@ class Station:
         try:
             await ctl.switch(on)
         except IntegrationError as err:
-            ctl._lost(err)
+            ctl.switch_failed(err)
         self._changed()
 
     async def set_mode(self, mode: Mode, *, by: str) -> None:

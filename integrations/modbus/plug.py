@@ -17,7 +17,7 @@ from integrations.modbus.link import ModbusLink
 from integrations.modbus.profile import PlugProfile, Point, ProfileError, Relay, load_profile
 from station.clock import Clock
 from station.config import PlugSection
-from station.errors import PermanentIntegrationError, TransientIntegrationError
+from station.errors import PermanentIntegrationError, RelayMismatch, TransientIntegrationError
 from station.model import PlugReading
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,11 @@ class ModbusPlug:
             await request(f"write {relay.describe()} {'on' if on else 'off'} unit {self._relay_unit}", self._writer(on))
             state = await self._read_relay(request)
             if state != on:  # inside the transaction: counted and logged as a failure
-                raise TransientIntegrationError(
+                raise RelayMismatch(
                     f"bay {self.bay}: {relay.describe()}: read back {'on' if state else 'off'} "
-                    f"after writing {'on' if on else 'off'}"
+                    f"after writing {'on' if on else 'off'}",
+                    wanted=on,
+                    read=state,
                 )
         return state
 

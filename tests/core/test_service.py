@@ -92,7 +92,7 @@ async def test_plug_unreachable_with_load_cancels_the_trip(rig: Rig) -> None:
     decision = await rig.station.on_card(card("alice"))
     assert decision is not None and decision.reason is Reason.BAY_FAULT
     assert rig.releases["1"].pulses == 0
-    assert rig.types()[-2:] == ["trip.started", "trip.cancelled"]
+    assert rig.types()[-3:] == ["trip.started", "plug.fault", "trip.cancelled"]
     assert bay.vehicle == "ami-1"
     assert rig.station.store.open_trips() == []
 
