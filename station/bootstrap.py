@@ -256,21 +256,25 @@ async def run_station(station: Station, config: Config, *, extra: list[Service] 
         services += integration_services(config, station, clock, shared or station.shared)
     services += extra or []
     # Large rosters are parsed and written in a worker process, so that taps never
-    # wait behind a 200 MB JSON parse holding the interpreter (created lazily).
-    pool = station._pool
-    if pool is None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = station._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    # wait behind a 200 MB JSON parse holding the interpreter (started on demand).
+    if station._pool is None and station._pool_factory is None:
+        station._pool_factory = _roster_worker
     try:
         await supervise(supervisor, services)
     finally:
         await shutdown(station)
-        pool.shutdown(wait=False, cancel_futures=True)
+        if station._pool is not None:
+            station._pool.shutdown(wait=False, cancel_futures=True)
         ha = (shared or station.shared).ha_client
         if ha is not None:
             await ha.close()
+
+
+def _roster_worker() -> Any:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _failed(station: Station, name: str, err: BaseException) -> None:

@@ -57,6 +57,7 @@ class Station:
         document_keys: dict[str, bytes],
         roster_warning: timedelta = timedelta(hours=24),
         process_pool: Any = None,
+        process_pool_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.station_id = station_id
         self.name = name
@@ -74,6 +75,7 @@ class Station:
         self._document_keys = document_keys
         self._roster_warning = roster_warning
         self._pool = process_pool
+        self._pool_factory = process_pool_factory
         self._lock = asyncio.Lock()  # one decision at a time
         self._doc_lock = asyncio.Lock()  # one document apply at a time
         self._listeners_state: list[Callable[[], None]] = []
@@ -484,7 +486,8 @@ class Station:
         if after < 0 or limit <= 0:
             raise DomainError("after must be >= 0 and limit > 0")
         self.last_sync = self.clock.now()
-        return self.store.events_after(after, min(limit, 10_000)), self.store.last_seq
+        last = self.store.last_seq
+        return await asyncio.to_thread(self.store.feed_after, after, min(limit, 10_000)), last
 
     async def acknowledge(self, up_to: int) -> int:
         acked = self.store.acknowledge(up_to)
@@ -509,6 +512,8 @@ class Station:
 
     async def _apply_roster(self, body: bytes, now: datetime) -> dict[str, Any]:
         kwargs = {"keys": self._document_keys, "station_id": self.station_id, "now": now.isoformat()}
+        if self._pool is None and self._pool_factory is not None and len(body) > LARGE_DOCUMENT:
+            self._pool = self._pool_factory()
         if self._pool is not None and len(body) > LARGE_DOCUMENT:
             loop = asyncio.get_running_loop()
             summary = await loop.run_in_executor(self._pool, _apply_roster_call, str(self.data_dir), body, kwargs)
@@ -516,6 +521,12 @@ class Station:
             summary = await asyncio.to_thread(apply_roster, str(self.data_dir), body, **kwargs)
         if summary.get("swapped"):
             self.roster.reopen()
+            if self._pool is not None and self._pool_factory is not None:
+                # The worker's memory (100 MB at 10^6 members) goes back to the system
+                # now; a new worker starts with the next large roster.
+                self._pool.shutdown(wait=False)
+                self._pool = None
+            _return_freed_memory()
         elif summary.get("applied"):
             self.roster.refresh()
         if summary.get("applied"):
@@ -563,6 +574,16 @@ class Station:
             tx.append("reservations.applied", data={"version": head.version, "kind": head.kind, "size": size})
         summary.update(applied=True, size=size)
         return summary
+
+
+def _return_freed_memory() -> None:
+    """Hand the large parts' freed buffers back to the system (glibc keeps them)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _apply_roster_call(data_dir: str, body: bytes, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -234,6 +235,10 @@ class StateStore:
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self.conn = connect(path, synchronous="FULL")
         migrate(self.conn, path, MIGRATIONS)
+        # The journal feed reads on its own connection, in a thread, so a page of
+        # 1000 events never holds the event loop (WAL: readers never block writers).
+        self._feed = connect(path, readonly=True)
+        self._feed_lock = threading.Lock()
         self._next_seq = (self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0]) + 1
         stored = self.get_meta("station_id")
         if stored is None:
@@ -243,6 +248,7 @@ class StateStore:
             raise StorageError(f"{path}: this database belongs to station {stored!r}, not {station_id!r}")
 
     def close(self) -> None:
+        self._feed.close()
         self.conn.close()
 
     # -- transactions and listeners ----------------------------------------
@@ -295,6 +301,14 @@ class StateStore:
             "monotonic": mono, "station": self.station_id, "bay": bay, "vehicle": vehicle, "member_id": member,
             "trip_id": trip, "reservation_id": res, "data": json.loads(data),
         }
+
+    def feed_after(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """``events_after`` on the feed connection: safe to call from a thread."""
+        with self._feed_lock:
+            rows = self._feed.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM journal WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ).fetchall()
+        return [self._row_to_event(r) for r in rows]
 
     def events_after(self, after: int, limit: int) -> list[dict[str, Any]]:
         rows = self.conn.execute(
