@@ -81,11 +81,15 @@ def authorize(
     reservations: Sequence[Reservation] = (),
     only_reservation: str | None = None,
     only_vehicle: str | None = None,
+    end_open_trip: bool = True,
 ) -> Decision:
     """Decide for a member already identified (``member`` None: unknown).
 
     ``reservations`` are the member's reservations; ``only_reservation`` and
-    ``only_vehicle`` narrow the decision for a remote unlock request.
+    ``only_vehicle`` narrow the decision for a remote unlock request, which
+    passes ``end_open_trip=False``: an unlock request is not the car coming
+    back (a retried or double-pressed unlock must not end the trip of a car
+    that is still out).
     """
     if member is None:
         return Decision(reason=Reason.UNKNOWN_CARD)
@@ -94,7 +98,8 @@ def authorize(
     # 1. An open trip of this member ends here, whatever else is true.
     for trip in situation.open_trips:
         if (
-            trip.member_id == mid
+            end_open_trip
+            and trip.member_id == mid
             and (only_vehicle is None or trip.vehicle == only_vehicle)
             and (only_reservation is None or trip.reservation_id == only_reservation)
         ):

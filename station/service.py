@@ -76,6 +76,7 @@ class Station:
         self._roster_warning = roster_warning
         self._pool = process_pool
         self._pool_factory = process_pool_factory
+        self._reservation_parts: dict[str, Any] | None = None
         self._lock = asyncio.Lock()  # one decision at a time
         self._doc_lock = asyncio.Lock()  # one document apply at a time
         self._listeners_state: list[Callable[[], None]] = []
@@ -380,7 +381,8 @@ class Station:
                                         detail="reservation belongs to another member")
                 else:
                     member = self.roster.member(mid) if mid else None
-                    decision = self._decide(member, only_reservation=reservation_id, only_vehicle=vehicle)
+                    decision = self._decide(member, only_reservation=reservation_id, only_vehicle=vehicle,
+                                            end_open_trip=False)
             decision = await self._carry_out(decision, source="remote", request_id=request_id)
             with self.store.transaction() as tx:
                 tx.execute("INSERT OR IGNORE INTO unlock_requests (request_id, decision) VALUES (?, ?)",
@@ -519,6 +521,8 @@ class Station:
             summary = await loop.run_in_executor(self._pool, _apply_roster_call, str(self.data_dir), body, kwargs)
         else:
             summary = await asyncio.to_thread(apply_roster, str(self.data_dir), body, **kwargs)
+        if summary.get("parts") == 1:
+            summary["part"] = summary["parts"] = None  # a whole document, not a part
         if summary.get("swapped"):
             self.roster.reopen()
             if self._pool is not None and self._pool_factory is not None:
@@ -542,8 +546,9 @@ class Station:
         check_applicable(head, expected_type="reservations", station_id=self.station_id, now=now)
         current = self.store.document("reservations")
         current_version = current["version"] if current else 0
-        summary: dict[str, Any] = {"type": "reservations", "kind": head.kind, "version": head.version, "part": 1,
-                                   "parts": 1, "applied": False}
+        summary: dict[str, Any] = {"type": "reservations", "kind": head.kind, "version": head.version,
+                                   "part": head.part if head.parts > 1 else None,
+                                   "parts": head.parts if head.parts > 1 else None, "applied": False}
         if head.kind == "delta" and head.base_version != current_version:
             raise DocumentRejected("base_mismatch", f"delta on version {head.base_version}, this station has {current_version}",
                                    conflict=True)
@@ -556,6 +561,21 @@ class Station:
         removed = doc.get("removed", [])
         if not isinstance(removed, list) or not all(isinstance(r, str) for r in removed):
             raise DocumentRejected("invalid_payload", "removed must be a list of reservation ids")
+        if head.parts > 1:
+            # Parts are staged in memory (a station's reservations are small) and
+            # applied together when the last one arrives; another version restarts.
+            staged = self._reservation_parts
+            if staged is None or (staged["version"], staged["parts"]) != (head.version, head.parts):
+                staged = self._reservation_parts = {"version": head.version, "parts": head.parts, "rows": {}}
+            staged["rows"][head.part] = rows
+            summary["received"] = len(staged["rows"])
+            if len(staged["rows"]) < head.parts:
+                return summary
+            self._reservation_parts = None
+            rows = [row for part in sorted(staged["rows"]) for row in staged["rows"][part]]
+            ids = [row[0] for row in rows]
+            if len(set(ids)) != len(ids):
+                raise DocumentRejected("duplicate_reservation", "a reservation is listed in two parts")
         with self.store.transaction() as tx:
             if head.kind == "full":
                 tx.execute("DELETE FROM reservations")

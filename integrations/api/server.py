@@ -44,7 +44,10 @@ class ApiServer:
 
     async def run(self) -> None:
         app = create_app(self._target, self._config, metrics_fn=self._metrics_fn, version=self._version)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=self._shutdown_timeout)
+        # lingering_time: after refusing a large body early (413), aiohttp would go on
+        # reading and discarding it for 10 s, holding a stop for as long.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=self._shutdown_timeout,
+                               lingering_time=1.0)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._config.listen, self._config.port)

@@ -260,6 +260,10 @@ def _open_staging(build: Path, head: Header) -> sqlite3.Connection:
 
 def _stage_full_part(folder: Path, doc: dict[str, Any], head: Header) -> dict[str, Any]:
     build = folder / BUILD
+    if head.parts == 1:
+        # A whole document: validated before anything is written, so a refusal
+        # leaves no file behind.
+        _rows(doc, where="")
     conn = _open_staging(build, head)
     try:
         if conn.execute("SELECT 1 FROM parts WHERE part=?", (head.part,)).fetchone():

@@ -257,7 +257,7 @@ async def raw_put(node: Node, path: str, head: dict[str, str], pieces: Iterable[
     finally:
         writer.transport.abort()
         # aiohttp keeps a handler reading ("lingering") a refused body for 10 s even after the
-        # reset: end it here so that it does not outlive the test (see the xfail test below).
+        # reset: end it here so that it does not outlive the test (the station's own server lingers 1 s at most).
         await asyncio.sleep(0.01)
         mine = [t for t in asyncio.all_tasks() - before if t.get_coro().__qualname__ == "RequestHandler.start"]
         for task in mine:
@@ -519,11 +519,7 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.endswith(("-wal", "-shm", "-journal")))
 
 
-STRAY_STAGING = pytest.mark.xfail(strict=True, reason="an invalid single-part roster leaves an empty roster-build.db: "
-                                                     "the staging is created before the entries are validated")
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=STRAY_STAGING) if c == "invalid_entry" else c for c in ATTACKS])
+@pytest.mark.parametrize("case", ATTACKS)
 async def test_bad_documents_change_nothing(case: str, make_node: Factory, http: aiohttp.ClientSession) -> None:
     clock = ManualClock(T0)
     hede = await make_node("hede", ["ami-1", "ami-2"], clock)
@@ -567,9 +563,6 @@ async def test_chunked_twenty_megabytes_is_413(make_node: Factory, http: aiohttp
     assert (await status(http, hede))["roster"] is None
 
 
-@pytest.mark.xfail(strict=True, reason="a refused 20 MB upload keeps its connection for aiohttp's lingering_time "
-                                       "(10 s): run_station's stop waits the API's 5 s shutdown_timeout and leaves the "
-                                       "handler task running")
 async def test_refused_upload_does_not_hold_the_station(make_node: Factory, http: aiohttp.ClientSession) -> None:
     hede = await make_node("hede", ["ami-1"], ManualClock(T0))
     code, body = await put(http, hede, "roster", b"x" * (20 << 20))  # an ordinary client sends it all
@@ -586,8 +579,6 @@ async def test_refused_upload_does_not_hold_the_station(make_node: Factory, http
     assert not lingering
 
 
-@pytest.mark.xfail(strict=True, reason="Station._apply_reservations ignores part/parts: part 1 is applied as the whole "
-                                       "document and part 2 (same version) is dropped as 'already at this version'")
 async def test_reservations_in_parts_are_all_applied(make_node: Factory, http: aiohttp.ClientSession) -> None:
     """DESIGN §5: a full document larger than the limit is sent in parts; for
     reservations "same rules". Both parts must end up in force."""
@@ -693,8 +684,6 @@ async def test_remote_unlock_is_idempotent_per_request_id(make_node: Factory, ht
     assert code == 401 and len(trips()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="a second remote unlock (new request_id) by a member whose car is out ends "
-                                       "the trip at the station: authorize() step 1 ends any open trip, remote or not")
 async def test_a_second_remote_unlock_does_not_end_the_trip(make_node: Factory, http: aiohttp.ClientSession) -> None:
     """The phone app retries with a fresh request id, or the member presses
     "unlock" again while driving: the car is not back, so the trip must stay
