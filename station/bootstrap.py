@@ -68,9 +68,31 @@ def make_plug(bay: BaySection, clock: Clock) -> Plug:
         from integrations.simulated import SimulatedPlug
 
         return SimulatedPlug(clock)
-    from integrations.modbus import ModbusPlug, load_profile
+    from integrations.modbus import ModbusPlug
 
-    return ModbusPlug(bay.plug, load_profile(bay.plug.profile), bay=bay.id)
+    return ModbusPlug(bay.plug, plug_profile(bay), bay=bay.id)
+
+
+def plug_profile(bay: BaySection) -> Any:
+    """The bay's device profile; an error names the bay and the profile's key."""
+    from integrations.modbus import load_profile
+
+    try:
+        return load_profile(bay.plug.profile)
+    except ConfigError as err:
+        raise ConfigError(f"bays[{bay.id}].plug.profile: {err}") from None
+
+
+def check_devices(config: Config) -> list[str]:
+    """What ``check-config`` can verify beyond the schema without touching a
+    device: plug profiles load, card-issuer keys decode."""
+    notes = []
+    for bay in config.bays:
+        if bay.plug.transport != "simulated":
+            profile = plug_profile(bay)
+            notes.append(f"bay {bay.id}: plug profile {bay.plug.profile} ({getattr(profile, 'description', '')})".rstrip(" ()"))
+    load_issuer_keys(config.central.issuer_keys)
+    return notes
 
 
 class _BridgeSlot:

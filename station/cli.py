@@ -120,8 +120,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-config":
         from station.config import load_config
 
+        from station.bootstrap import check_devices
+
         config = load_config(args.config)
+        notes = check_devices(config)
         print(f"{args.config}: ok (station {config.station.id}, {len(config.bays)} bay(s))")
+        for note in notes:
+            print(f"  {note}")
         return EXIT_OK
     if args.command == "hash-token":
         token = args.token or secrets.token_urlsafe(24)

@@ -97,3 +97,17 @@ def test_cli_usage_errors_are_one_line() -> None:
 def test_hash_token(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["hash-token", "secret"]) == 0
     assert "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b" in capsys.readouterr().out
+
+
+def test_check_config_names_the_bay_of_a_wrong_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("station: {id: x, name: y}\ndata_dir: d\ncentral: {card_key: k}\n"
+                   "bays: [{id: '7', vehicle: a, plug: {transport: tcp, host: 127.0.0.1, profile: no-such-plug}}]\n")
+    assert main(["check-config", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bays[7].plug.profile" in err and "no-such-plug" in err and len(err.splitlines()) == 1
+
+
+def test_docker_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BORNE_CARD_KEY", "k")
+    assert main(["check-config", "-c", str(ROOT / "docker" / "station.yaml")]) == 0
