@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from integrations.homeassistant.client import HomeAssistantClient
+from integrations.wake import wake
 from station.clock import Clock
 from station.errors import TransientIntegrationError
 from station.model import Alert
@@ -103,13 +104,7 @@ class HomeAssistantNotifier:
             log.info("home assistant: notified alert %s", key)
 
     def _on_journal_event(self, event: dict[str, Any]) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        if threading.get_ident() == self._loop_thread:
-            self._wake.set()
-        else:
-            loop.call_soon_threadsafe(self._wake.set)
+        wake(self._loop, self._loop_thread, self._wake)
 
     async def _ticker(self) -> None:
         while True:

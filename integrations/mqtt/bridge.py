@@ -48,6 +48,7 @@ from integrations.mqtt.discovery import (
 from integrations.mqtt.release import MqttReleaseActuator
 from integrations.mqtt.states import StateRenderer, tap_payload
 from integrations.mqtt.topics import Topics, parse_broker_url
+from integrations.wake import wake
 from station.clock import Clock
 from station.config import MqttSection, ReleaseSection
 from station.errors import (
@@ -173,13 +174,7 @@ class MqttBridge:
         self._poke()
 
     def _poke(self) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        if threading.get_ident() == self._loop_thread:
-            self._wake.set()
-        else:
-            loop.call_soon_threadsafe(self._wake.set)
+        wake(self._loop, self._loop_thread, self._wake)
 
     # -- the link state machine ---------------------------------------------
 
