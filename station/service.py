@@ -518,7 +518,15 @@ class Station:
             self._pool = self._pool_factory()
         if self._pool is not None and len(body) > LARGE_DOCUMENT:
             loop = asyncio.get_running_loop()
-            summary = await loop.run_in_executor(self._pool, _apply_roster_call, str(self.data_dir), body, kwargs)
+            # The part goes to the worker through a file, not a pipe: no pickled copy
+            # of 8 MB held in this process while it is sent.
+            incoming = self.data_dir / f"incoming-{uuid.uuid4().hex}.part"
+            await asyncio.to_thread(incoming.write_bytes, body)
+            try:
+                summary = await loop.run_in_executor(self._pool, _apply_roster_file, str(self.data_dir), str(incoming),
+                                                     kwargs)
+            finally:
+                incoming.unlink(missing_ok=True)
         else:
             summary = await asyncio.to_thread(apply_roster, str(self.data_dir), body, **kwargs)
         if summary.get("parts") == 1:
@@ -606,7 +614,9 @@ def _return_freed_memory() -> None:
         pass
 
 
-def _apply_roster_call(data_dir: str, body: bytes, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _apply_roster_file(data_dir: str, path: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        body = fh.read()
     return apply_roster(data_dir, body, **kwargs)
 
 

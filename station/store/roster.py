@@ -426,6 +426,8 @@ class RosterStore:
         self._conn: sqlite3.Connection | None = None
         self._info: RosterInfo | None = None
         cleanup(data_dir)
+        for leftover in data_dir.glob("incoming-*.part"):  # parts in flight when the station stopped
+            leftover.unlink(missing_ok=True)
         self.reopen()
 
     def reopen(self) -> None:
