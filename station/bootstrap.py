@@ -226,6 +226,7 @@ def build_station(config: Config, *, clock: Clock | None = None, devices: Device
         issuer_keys=load_issuer_keys(config.central.issuer_keys),
         document_keys=_keys(config.central.keys),
         roster_warning=timedelta(hours=config.policy.roster_expiry_warning_h),
+        retention=timedelta(days=config.policy.journal_retention_days),
         process_pool=process_pool,
     )
     station.shared = shared
@@ -236,7 +237,7 @@ async def housekeeping(station: Station, clock: Clock) -> None:
     """Hourly: prune acknowledged events past retention; keep state fresh."""
     while True:
         await clock.sleep(3600)
-        station.store.prune(timedelta(days=30))
+        station.store.prune(station.retention)
         station.roster.refresh()
 
 

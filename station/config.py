@@ -162,6 +162,7 @@ class PolicySection(_Model):
     unknown_card_limit_per_min: int = Field(10, ge=1)
     lockout_s: float = Field(30, gt=0, description="First lockout; doubles on each repeat, up to 1 hour")
     roster_expiry_warning_h: float = Field(24, ge=0)
+    journal_retention_days: float = Field(30, ge=0, description="Acknowledged events are kept this long, then pruned")
 
 
 class TariffSection(_Model):

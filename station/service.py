@@ -56,6 +56,7 @@ class Station:
         issuer_keys: dict[str, Any],
         document_keys: dict[str, bytes],
         roster_warning: timedelta = timedelta(hours=24),
+        retention: timedelta = timedelta(days=30),
         process_pool: Any = None,
         process_pool_factory: Callable[[], Any] | None = None,
     ) -> None:
@@ -74,6 +75,7 @@ class Station:
         self._issuer_keys = issuer_keys
         self._document_keys = document_keys
         self._roster_warning = roster_warning
+        self.retention = retention
         self._pool = process_pool
         self._pool_factory = process_pool_factory
         self._reservation_parts: dict[str, Any] | None = None
@@ -442,7 +444,7 @@ class Station:
     async def sync_now(self) -> None:
         """Housekeeping a maintainer can trigger: prune acknowledged events,
         re-read the roster's metadata, republish state."""
-        pruned = self.store.prune(timedelta(days=30))
+        pruned = self.store.prune(self.retention)
         self.roster.refresh()
         _LOGGER.info("sync requested: %d acknowledged events pruned", pruned)
         self._changed()
