@@ -115,6 +115,8 @@ class HomeAssistantSection(_Model):
 class TokenEntry(_Model):
     name: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the bearer token")
+    trust_date: bool = Field(True, description="Requests with this token may make the wall clock trusted by their Date "
+                                               "(true for the central server; false for an operator's laptop)")
 
 
 class ApiSection(_Model):

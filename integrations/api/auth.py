@@ -18,6 +18,11 @@ from station.config import TokenEntry
 class TokenCheck:
     def __init__(self, tokens: list[TokenEntry]) -> None:
         self._digests = tuple((entry.name, bytes.fromhex(entry.sha256)) for entry in tokens)
+        self._date_trusted = frozenset(entry.name for entry in tokens if entry.trust_date)
+
+    def trusts_date(self, name: str) -> bool:
+        """Whether the ``Date`` of this token's requests may set the clock's trust."""
+        return name in self._date_trusted
 
     def identify(self, authorization: str | None) -> str | None:
         """The name of the token presented in an ``Authorization`` header, or None."""

@@ -114,12 +114,18 @@ def http_date(dt: datetime) -> str:
 # -- stations -----------------------------------------------------------------------------
 
 
+LAPTOP_TOKEN = "an-operators-laptop"
+
+
 def station_config(data_dir: Path, station_id: str, vehicles: list[str], *, trust: str = "always") -> Config:
     data = demo_config(data_dir, plug={"transport": "simulated", "poll_interval_s": 5.0}).model_dump(mode="json")
     data["station"].update(id=station_id, name=station_id.title(), trust_system_clock=trust)
     data["bays"] = [{"id": str(i), "vehicle": v, "plug": {"transport": "simulated", "poll_interval_s": 5.0}}
                     for i, v in enumerate(vehicles, 1)]
-    data["api"] = {"listen": "127.0.0.1", "port": 0, "tokens": [{"name": "central", "sha256": hash_token(TOKEN)}]}
+    data["api"] = {"listen": "127.0.0.1", "port": 0, "tokens": [
+        {"name": "central", "sha256": hash_token(TOKEN)},
+        {"name": "laptop", "sha256": hash_token(LAPTOP_TOKEN), "trust_date": False},  # an operator's laptop
+    ]}
     return parse_config(data, source=f"<{station_id}>")
 
 
@@ -618,6 +624,10 @@ async def test_clock_trust_comes_only_from_an_authenticated_date(make_node: Fact
         assert (code, body["error"]) == (401, "unauthorized")
     code, _ = await call(http, "GET", f"{hede.url}/healthz", headers={"Date": far})
     assert code == 200
+    # An operator's laptop (a token with trust_date: false) is authenticated, but its Date is not taken.
+    laptop = {"Authorization": f"Bearer {LAPTOP_TOKEN}", "Date": far}
+    code, _ = await call(http, "GET", f"{hede.url}/v1/status", headers=laptop)
+    assert code == 200
     st = await status(http, hede)
     assert st["clock_trusted"] is False and hede.s.clock.now() == clock.now()
 
@@ -778,3 +788,4 @@ async def test_operator_cli_against_the_real_station(make_node: Factory, http: a
 
     assert await cli("pull-journal", "--out", str(out), "--limit", "0") == 2
     assert await cli("pull-journal", "--out", str(out), token="wrong") == 1
+
