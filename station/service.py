@@ -8,6 +8,7 @@ order: decide from local data, journal durably, then act on devices.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,9 +22,9 @@ from station.authorization import BayView, OpenTrip, Policy, Situation, authoriz
 from station.bay import BayController
 from station.charging import ChargeState
 from station.credentials import card_ref, check_card, mask_uid, read_credential
-from station.documents import check_applicable, verify
+from station.documents import check_applicable, parse_time, verify
 from station.errors import DocumentRejected, DomainError, IntegrationError
-from station.model import Alert, CardPresented, Decision, Member, Mode, Reason, Reservation, ReservationStatus, StationSnapshot
+from station.model import Alert, CardPresented, Decision, Member, Mode, Reason, ReservationStatus, StationSnapshot
 from station.ports import CardReader
 from station.store.roster import RosterStore, apply_roster
 from station.store.state import StateStore, TripRow, iso
@@ -112,7 +113,7 @@ class Station:
         out: list[Alert] = []
         for bay in self.bays.values():
             s = bay.session
-            if s.state is ChargeState.WAITING and s.alerted_not_plugged and not s.params.plug_in_alert_s <= 0:
+            if s.state is ChargeState.WAITING and s.alerted_not_plugged:
                 if bay.last is None or bay.last.power_w <= s.params.threshold_w:
                     out.append(Alert(key=f"vehicle_not_plugged_{bay.bay}", title=f"{bay.vehicle or bay.home_vehicle} not plugged in",
                                      message=f"Bay {bay.bay}: the car came back but draws no power. Please plug it in."))
@@ -623,8 +624,6 @@ def _apply_roster_file(data_dir: str, path: str, kwargs: dict[str, Any]) -> dict
 
 
 def _reservation_rows(items: Any) -> list[tuple[str, ...]]:
-    from station.documents import parse_time
-
     if not isinstance(items, list):
         raise DocumentRejected("invalid_payload", "reservations must be a list")
     rows = []
@@ -654,8 +653,6 @@ def _reservation_rows(items: Any) -> list[tuple[str, ...]]:
 
 
 def _decision_json(decision: Decision) -> str:
-    import json
-
     return json.dumps({"reason": decision.reason.value, "member_id": decision.member_id,
                        "reservation_id": decision.reservation_id, "bay": decision.bay, "vehicle": decision.vehicle,
                        "trip_id": decision.trip_id, "detail": decision.detail})
@@ -673,4 +670,3 @@ def decision_dict(decision: Decision) -> dict[str, Any]:
             "trip_id": decision.trip_id, "detail": decision.detail}
 
 
-__all__ = ["Station", "decision_dict", "Reservation"]

@@ -17,7 +17,7 @@ from integrations.modbus.link import ModbusLink
 from integrations.modbus.profile import PlugProfile, Point, ProfileError, Relay, load_profile
 from station.clock import Clock
 from station.config import PlugSection
-from station.errors import PermanentIntegrationError, RelayMismatch, TransientIntegrationError
+from station.errors import PermanentIntegrationError, RelayMismatch
 from station.model import PlugReading
 
 log = logging.getLogger(__name__)

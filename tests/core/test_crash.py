@@ -65,7 +65,7 @@ def test_sigkill_never_loses_or_half_writes(tmp_path: Path, pytestconfig: pytest
     reported: dict[int, tuple[str, str]] = {}
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     total_events = 0
-    for attempt in range(n):
+    for _ in range(n):
         child = subprocess.Popen([sys.executable, "-m", "tests.core.crash_child", str(data)], cwd=ROOT, env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert child.stdout is not None
